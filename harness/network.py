@@ -1,0 +1,93 @@
+"""Batches of two-layer networks ``f(x) = m^{-1/2} sum_j a_j sigma(w_j . x)``.
+
+``B`` independent networks of different widths share one padded parameter
+tensor ``theta`` of shape ``(B, P)`` with ``P = M (d + 1)``, ``M`` the widest:
+the first ``M d`` entries are ``W`` (row-major, ``M x d``), the last ``M``
+are ``a``.  Padded neurons are masked out of the output, so their gradients
+are exactly zero and they never move.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.activation_math import BoundActivation
+
+
+class TwoLayerBatch:
+    def __init__(self, widths: torch.Tensor, d: int, activation: BoundActivation) -> None:
+        self.widths = widths.to(torch.long)
+        self.d = d
+        self.activation = activation
+        self.num_models = int(widths.numel())
+        self.max_width = int(widths.max())
+        self.num_params = self.max_width * (d + 1)
+        neuron = torch.arange(self.max_width, device=widths.device)
+        self.mask = neuron[None, :] < self.widths[:, None]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> TwoLayerBatch:
+        moved = TwoLayerBatch(self.widths.to(device), self.d, self.activation)
+        moved.mask = moved.mask.to(device)
+        return moved
+
+    def split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``W`` of shape ``(B, M, d)`` and ``a`` of shape ``(B, M)``."""
+        md = self.max_width * self.d
+        return theta[:, :md].reshape(-1, self.max_width, self.d), theta[:, md:]
+
+    def join(self, w: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return torch.cat([w.reshape(w.shape[0], -1), a], dim=1)
+
+    def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(B, n)`` for inputs ``x`` of shape ``(B, n, d)``."""
+        w, a = self.split(theta)
+        pre = torch.einsum("bnd,bmd->bnm", x, w)
+        scale = self.widths.to(theta.dtype).rsqrt()
+        weights = torch.where(self.mask, a, torch.zeros_like(a)) * scale[:, None]
+        return torch.einsum("bnm,bm->bn", self.activation(pre), weights)
+
+    def real_params(self, theta: torch.Tensor, b: int) -> torch.Tensor:
+        """The unpadded parameter vector of model ``b``: ``W`` (m x d) then ``a``."""
+        m = int(self.widths[b])
+        w, a = self.split(theta[b : b + 1])
+        return torch.cat([w[0, :m].reshape(-1), a[0, :m]])
+
+
+class Objective:
+    """Empirical risk ``L = (1/2n) sum_i (f(x_i) - y_i)^2`` of every model in a batch.
+
+    Models are independent, so the gradient of the summed loss is each
+    model's own gradient: one autograd call serves the whole batch.
+    """
+
+    def __init__(self, net: TwoLayerBatch, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.net = net
+        self.x = x
+        self.y = y
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.x.shape[1])
+
+    def _rows(self, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if rows is None:
+            return self.x, self.y
+        x = torch.gather(self.x, 1, rows[:, :, None].expand(-1, -1, self.x.shape[2]))
+        return x, torch.gather(self.y, 1, rows)
+
+    def loss(self, theta: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        x, y = self._rows(rows)
+        residual = self.net.forward(theta, x) - y
+        return 0.5 * residual.pow(2).mean(dim=1)
+
+    def loss_and_grad(
+        self, theta: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            theta = theta.detach().requires_grad_(True)
+            loss = self.loss(theta, rows)
+            (grad,) = torch.autograd.grad(loss.sum(), theta)
+        return loss.detach(), grad
+
+    def astype(self, dtype: torch.dtype) -> Objective:
+        return Objective(self.net, self.x.to(dtype), self.y.to(dtype))
