@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from harness.activation_math import BoundActivation
+from harness.hessian import PointTerms, hessian, point_terms
 
 
 class TwoLayerBatch:
@@ -52,6 +53,14 @@ class TwoLayerBatch:
         w, a = self.split(theta[b : b + 1])
         return torch.cat([w[0, :m].reshape(-1), a[0, :m]])
 
+    def with_real_params(self, theta: torch.Tensor, b: int, params: torch.Tensor) -> torch.Tensor:
+        """A copy of ``theta`` whose model ``b`` holds the unpadded vector ``params``."""
+        m = int(self.widths[b])
+        w, a = self.split(theta.clone())
+        w[b, :m] = params[: m * self.d].view(m, self.d).to(theta.dtype)
+        a[b, :m] = params[m * self.d :].to(theta.dtype)
+        return self.join(w, a)
+
 
 class Objective:
     """Empirical risk ``L = (1/2n) sum_i (f(x_i) - y_i)^2`` of every model in a batch.
@@ -88,6 +97,16 @@ class Objective:
             loss = self.loss(theta, rows)
             (grad,) = torch.autograd.grad(loss.sum(), theta)
         return loss.detach(), grad
+
+    def point(self, theta: torch.Tensor, b: int) -> PointTerms:
+        """Float64 second-order terms of model ``b`` (unpadded)."""
+        m = int(self.net.widths[b])
+        w, a = self.net.split(theta[b : b + 1])
+        return point_terms(self.net.activation, w[0, :m], a[0, :m], self.x[b], self.y[b])
+
+    def hessian(self, theta: torch.Tensor, b: int) -> torch.Tensor:
+        """Dense float64 Hessian of model ``b`` over its unpadded parameters."""
+        return hessian(self.point(theta, b))
 
     def astype(self, dtype: torch.dtype) -> Objective:
         return Objective(self.net, self.x.to(dtype), self.y.to(dtype))
