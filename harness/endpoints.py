@@ -1,0 +1,109 @@
+"""Measure and classify where each network stopped.
+
+The pitfalls this module guards against (see the design notes): global
+points are recognised by their loss, never by ``lambda_min``; the
+eigenvalue tolerance grows with the gradient norm so that the curvature the
+ReLU rescaling directions carry near a not-quite-critical point cannot turn
+a minimum into a "saddle"; and every point records its near-kink count,
+because at a kink the autograd Hessian is only one-sided.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator, eigsh
+
+from harness.hessian import PointTerms, hessian, hessian_vector_product, jacobian
+from harness.spec import Classification
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    lambda_min: float
+    lambda_max: float
+    index: float
+    nullity: float
+    min_abs_nonzero: float
+    gram_lambda_min: float
+    method: str
+    eigenvalues: np.ndarray | None
+
+
+NOT_MEASURED = Spectrum(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, "none", None)
+
+
+def eigenvalue_tolerance(grad_norm: float, tol: Classification) -> float:
+    """The tolerance below which a negative eigenvalue is not trusted as a descent direction."""
+    return max(tol.eig_tol, tol.eig_tol_grad_factor * grad_norm)
+
+
+def measure_spectrum(terms: PointTerms, eig_tol: float, dense_limit: int) -> Spectrum:
+    """Spectrum summaries of the Hessian at one point: dense, or Lanczos when too large."""
+    jac = jacobian(terms)
+    gram = torch.linalg.eigvalsh(jac @ jac.T / terms.n)
+    gram_min = float(gram[0])
+
+    if jac.shape[1] <= dense_limit:
+        eig = torch.linalg.eigvalsh(hessian(terms)).numpy()
+        nonzero = np.abs(eig[np.abs(eig) > eig_tol])
+        return Spectrum(
+            lambda_min=float(eig[0]),
+            lambda_max=float(eig[-1]),
+            index=float(np.sum(eig < -eig_tol)),
+            nullity=float(np.sum(np.abs(eig) <= eig_tol)),
+            min_abs_nonzero=float(nonzero.min()) if nonzero.size else math.nan,
+            gram_lambda_min=gram_min,
+            method="dense",
+            eigenvalues=eig,
+        )
+
+    lo, hi = _lanczos_extremes(terms, jac)
+    return Spectrum(lo, hi, math.nan, math.nan, math.nan, gram_min, "lanczos", None)
+
+
+def _lanczos_extremes(terms: PointTerms, jac: torch.Tensor) -> tuple[float, float]:
+    size = jac.shape[1]
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        vt = torch.as_tensor(np.ascontiguousarray(v).reshape(-1), dtype=torch.float64)
+        return hessian_vector_product(terms, jac, vt).numpy()
+
+    operator = LinearOperator((size, size), matvec=matvec, dtype=np.float64)
+    top = float(eigsh(operator, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])
+
+    # the smallest eigenvalue is the largest of (top I - H): far better conditioned for Lanczos
+    shifted = LinearOperator((size, size), matvec=lambda v: top * v.reshape(-1) - matvec(v), dtype=np.float64)
+    flipped = float(eigsh(shifted, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])
+    return top - flipped, top
+
+
+def near_kink_samples(terms: PointTerms, is_near_kink) -> int:
+    """Samples that sit on some neuron's kink, where the Hessian is one-sided."""
+    return int(is_near_kink(terms.pre).any(dim=1).sum())
+
+
+def classify(loss: float, grad_norm: float, lambda_min: float, eig_tol_used: float, tol: Classification) -> str:
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        return "diverged"
+    if loss <= tol.loss_tol:
+        return "global"
+    if grad_norm <= tol.grad_tol:
+        return "saddle" if lambda_min < -eig_tol_used else "spurious_min"
+    return "unconverged"
+
+
+def relative_loss_decrease(trace_steps: torch.Tensor, trace_loss: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Per model, ``(L(0.9 T) - L(T)) / L(0.9 T)`` with ``T`` its own step count.
+
+    A run whose loss was still falling when the budget ran out has a large
+    value here; its final loss measures training speed, not the landscape.
+    """
+    final = trace_loss[-1]
+    target = (0.9 * steps.to(torch.float64)).to(trace_steps.dtype)
+    earlier_idx = torch.searchsorted(trace_steps, target).clamp(max=trace_steps.numel() - 1)
+    earlier = trace_loss[earlier_idx, torch.arange(final.numel())]
+    return ((earlier - final) / earlier.abs().clamp_min(1e-300)).to(torch.float64)
