@@ -24,7 +24,6 @@ from harness.endpoints import (
     classify,
     eigenvalue_tolerance,
     measure_spectrum,
-    near_kink_samples,
     relative_loss_decrease,
 )
 from harness.errors import HarnessError
@@ -68,10 +67,6 @@ def plan(spec: Spec) -> list[BatchTask]:
     return [BatchTask(spec, act, data, opt, n, delta) for act, data, opt, n, delta in spec.combinations()]
 
 
-def widths_for(gammas: list[float], n: int) -> list[int]:
-    return [max(1, round(g * n)) for g in gammas]
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -112,23 +107,27 @@ def run_batch(task: BatchTask, registry: Registry | None = None) -> tuple[BatchR
 
     # data and teacher depend on (data model, n, d, seed) only: every gamma shares them
     seeds = spec.seed_list()
+    teacher_width = spec.teacher.width_at(task.n)
     datasets = {
         s: make_dataset(
             data_plugin, data_params, task.data_model.label, teacher_act,
-            spec.teacher.gamma, spec.teacher.noise, task.n, task.d, s,
+            teacher_width, spec.teacher.noise, task.n, task.d, s,
         )
         for s in seeds
     }
-    gammas = spec.grid.gammas()
-    models = [(g, w, s) for g, w in zip(gammas, widths_for(gammas, task.n)) for s in seeds]
+    models = [(w / task.n, w, s) for w in spec.grid.widths(task.n, teacher_width) for s in seeds]
 
     net = TwoLayerBatch(torch.tensor([w for _, w, _ in models]), task.d, activation)
     x = torch.stack([datasets[s].x for _, _, s in models])
     y = torch.stack([datasets[s].y for _, _, s in models])
     theta0 = _initial_theta(net, task, models)
 
-    net_dev = net.to(device, dtype)
-    objective = Objective(net_dev, x.to(device, dtype), y.to(device, dtype))
+    if data_plugin.objective is not None:
+        base = data_plugin.objective(net, models, teacher_width, task.d, data_params)
+    else:
+        base = Objective(net, x, y)
+    objective = base.to(device, dtype)
+    theta0 = base.prepare_initial(theta0)
     stopping = Stopping(
         spec.training.max_steps, spec.classify.loss_tol, spec.classify.grad_tol, spec.training.check_every
     )
@@ -139,7 +138,7 @@ def run_batch(task: BatchTask, registry: Registry | None = None) -> tuple[BatchR
     if spec.refine is not None:
         theta = _refine(registry, spec, objective64, theta, trained)
     theta = theta.cpu()
-    objective64 = Objective(net, x, y)
+    objective64 = base.to("cpu", torch.float64)
 
     endpoints, eigenvalues = _measure(spec, objective64, theta, trained, models, task.n)
     kappa = compute_kappa(activation)
@@ -156,7 +155,7 @@ def run_batch(task: BatchTask, registry: Registry | None = None) -> tuple[BatchR
         n=task.n,
         delta=task.delta,
         d=task.d,
-        teacher_width=datasets[seeds[0]].teacher_width,
+        teacher_width=teacher_width,
         kappa=kappa.quadrature,
         kappa_check=kappa.adaptive,
         predictions=predictions,
@@ -193,7 +192,6 @@ def _measure(
     loss, grad = objective.loss_and_grad(theta)
     grad_norm = grad.norm(dim=1)
     rel_decrease = relative_loss_decrease(trained.trace_steps, trained.trace_loss.cpu().double(), trained.steps.cpu())
-    activation = objective.net.activation
 
     endpoints, eigenvalues = [], {}
     for b, (gamma, width, seed) in enumerate(models):
@@ -201,9 +199,9 @@ def _measure(
         g = float(grad_norm[b]) if finite else math.nan
         eig_tol = eigenvalue_tolerance(g, tol) if finite else math.nan
         if finite:
-            terms = objective.point(theta, b)
-            spectrum = measure_spectrum(terms, eig_tol, spec.spectrum.dense_limit)
-            kinks = near_kink_samples(terms, lambda z: activation.near_kink(z, tol.kink_tol))
+            curvature = objective.curvature(theta, b)
+            spectrum = measure_spectrum(curvature, eig_tol, spec.spectrum.dense_limit)
+            kinks = curvature.near_kink_samples(tol.kink_tol)
         else:
             spectrum, kinks = NOT_MEASURED, 0
         if spectrum.eigenvalues is not None:
@@ -214,7 +212,6 @@ def _measure(
             EndPoint(
                 gamma=gamma,
                 width=width,
-                gamma_actual=width / n,
                 seed=seed,
                 state=classify(float(loss[b]), g, spectrum.lambda_min, eig_tol, tol),
                 loss=float(loss[b]),
@@ -248,7 +245,7 @@ def _predict(registry: Registry, task: BatchTask, data_plugin, data_params, kapp
         d=task.d,
         kappa=kappa,
         activation=task.activation.name,
-        gamma_teacher=task.spec.teacher.gamma,
+        gamma_teacher=task.spec.teacher.width_at(task.n) / task.n,
         spectrum=None if spectrum is None else np.asarray(spectrum, dtype=float),
     )
     out = {}

@@ -22,12 +22,7 @@ from harness.seeding import generator
 class Dataset:
     x: torch.Tensor
     y: torch.Tensor
-    teacher_width: int
     notes: dict[str, Any] = field(default_factory=dict)
-
-
-def teacher_width(gamma_teacher: float, n: int) -> int:
-    return max(1, round(gamma_teacher * n))
 
 
 def make_dataset(
@@ -35,7 +30,7 @@ def make_dataset(
     data_params: Any,
     data_label: str,
     teacher_activation: BoundActivation,
-    gamma_teacher: float,
+    width: int,
     noise: float,
     n: int,
     d: int,
@@ -49,7 +44,6 @@ def make_dataset(
     if x.shape != (n, d):
         raise ValueError(f"data model {data_model.name!r} returned shape {tuple(x.shape)}, expected {(n, d)}")
 
-    width = teacher_width(gamma_teacher, n)
     if sample.labels is not None:
         y = sample.labels.to(torch.float64)
     else:
@@ -63,4 +57,4 @@ def make_dataset(
         y = y / std
     if noise > 0:
         y = y + noise * torch.randn(n, generator=generator("noise", *key), dtype=torch.float64)
-    return Dataset(x, y, width, dict(sample.notes))
+    return Dataset(x, y, dict(sample.notes))

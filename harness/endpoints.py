@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from harness.hessian import PointTerms, hessian, hessian_vector_product, jacobian
 from harness.spec import Classification
 
 
@@ -41,14 +40,15 @@ def eigenvalue_tolerance(grad_norm: float, tol: Classification) -> float:
     return max(tol.eig_tol, tol.eig_tol_grad_factor * grad_norm)
 
 
-def measure_spectrum(terms: PointTerms, eig_tol: float, dense_limit: int) -> Spectrum:
-    """Spectrum summaries of the Hessian at one point: dense, or Lanczos when too large."""
-    jac = jacobian(terms)
-    gram = torch.linalg.eigvalsh(jac @ jac.T / terms.n)
-    gram_min = float(gram[0])
+def measure_spectrum(curvature, eig_tol: float, dense_limit: int) -> Spectrum:
+    """Spectrum summaries of the Hessian at one point: dense, or Lanczos when too large.
 
-    if jac.shape[1] <= dense_limit:
-        eig = torch.linalg.eigvalsh(hessian(terms)).numpy()
+    ``curvature`` is any object with ``size``, ``dense()``, ``matvec(v)`` and
+    ``gram_lambda_min()`` (see :class:`harness.hessian.EmpiricalCurvature`).
+    """
+    gram_min = curvature.gram_lambda_min()
+    if curvature.size <= dense_limit:
+        eig = torch.linalg.eigvalsh(curvature.dense()).numpy()
         nonzero = np.abs(eig[np.abs(eig) > eig_tol])
         return Spectrum(
             lambda_min=float(eig[0]),
@@ -61,16 +61,16 @@ def measure_spectrum(terms: PointTerms, eig_tol: float, dense_limit: int) -> Spe
             eigenvalues=eig,
         )
 
-    lo, hi = _lanczos_extremes(terms, jac)
+    lo, hi = _lanczos_extremes(curvature)
     return Spectrum(lo, hi, math.nan, math.nan, math.nan, gram_min, "lanczos", None)
 
 
-def _lanczos_extremes(terms: PointTerms, jac: torch.Tensor) -> tuple[float, float]:
-    size = jac.shape[1]
+def _lanczos_extremes(curvature) -> tuple[float, float]:
+    size = curvature.size
 
     def matvec(v: np.ndarray) -> np.ndarray:
         vt = torch.as_tensor(np.ascontiguousarray(v).reshape(-1), dtype=torch.float64)
-        return hessian_vector_product(terms, jac, vt).numpy()
+        return curvature.matvec(vt).numpy()
 
     operator = LinearOperator((size, size), matvec=matvec, dtype=np.float64)
     top = float(eigsh(operator, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])
@@ -79,11 +79,6 @@ def _lanczos_extremes(terms: PointTerms, jac: torch.Tensor) -> tuple[float, floa
     shifted = LinearOperator((size, size), matvec=lambda v: top * v.reshape(-1) - matvec(v), dtype=np.float64)
     flipped = float(eigsh(shifted, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])
     return top - flipped, top
-
-
-def near_kink_samples(terms: PointTerms, is_near_kink) -> int:
-    """Samples that sit on some neuron's kink, where the Hessian is one-sided."""
-    return int(is_near_kink(terms.pre).any(dim=1).sum())
 
 
 def classify(loss: float, grad_norm: float, lambda_min: float, eig_tol_used: float, tol: Classification) -> str:

@@ -90,3 +90,32 @@ def hessian_vector_product(t: PointTerms, jac: torch.Tensor, v: torch.Tensor) ->
     out_w = torch.einsum("jkl,jl->jk", ww, vw) + wa * va[:, None]
     out_a = (wa * vw).sum(dim=1)
     return out + torch.cat([out_w.reshape(-1), out_a])
+
+
+class EmpiricalCurvature:
+    """Second-order view of one model on a finite sample, as the end-point measurements need it.
+
+    Any objective can offer the same four members (``size``, ``dense``,
+    ``matvec``, ``gram_lambda_min``, ``near_kink_samples``) to be measured
+    and classified by the same code.
+    """
+
+    def __init__(self, terms: PointTerms, activation: BoundActivation) -> None:
+        self.terms = terms
+        self.activation = activation
+        self.jac = jacobian(terms)
+        self.size = int(self.jac.shape[1])
+
+    def dense(self) -> torch.Tensor:
+        return hessian(self.terms)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return hessian_vector_product(self.terms, self.jac, v)
+
+    def gram_lambda_min(self) -> float:
+        """Smallest eigenvalue of ``J J^T / n``: zero means the features cannot fit every label."""
+        return float(torch.linalg.eigvalsh(self.jac @ self.jac.T / self.terms.n)[0])
+
+    def near_kink_samples(self, tol: float) -> int:
+        """Samples on some neuron's kink, where the autograd Hessian is only one-sided."""
+        return int(self.activation.near_kink(self.terms.pre, tol).any(dim=1).sum())

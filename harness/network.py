@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from harness.activation_math import BoundActivation
-from harness.hessian import PointTerms, hessian, point_terms
+from harness.hessian import EmpiricalCurvature, PointTerms, hessian, point_terms
 
 
 class TwoLayerBatch:
@@ -108,5 +108,15 @@ class Objective:
         """Dense float64 Hessian of model ``b`` over its unpadded parameters."""
         return hessian(self.point(theta, b))
 
+    def curvature(self, theta: torch.Tensor, b: int) -> EmpiricalCurvature:
+        return EmpiricalCurvature(self.point(theta, b), self.net.activation)
+
+    def prepare_initial(self, theta: torch.Tensor) -> torch.Tensor:
+        """Hook for objectives that constrain parameters; the empirical risk constrains none."""
+        return theta
+
     def astype(self, dtype: torch.dtype) -> Objective:
         return Objective(self.net, self.x.to(dtype), self.y.to(dtype))
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> Objective:
+        return Objective(self.net.to(device, dtype), self.x.to(device, dtype), self.y.to(device, dtype))

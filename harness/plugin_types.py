@@ -58,6 +58,11 @@ class DataModel:
     tensor or a :class:`DataSample`.  ``population_spectrum(d, params)``
     returns the eigenvalues of the population covariance when they are known
     (the predictors need them) and ``None`` otherwise.
+
+    A data model whose loss is not an empirical risk (the infinite-sample
+    limit) gives ``objective(net, models, teacher_width, d, params)``,
+    returning an object with the interface of
+    :class:`harness.network.Objective`; the runner then trains on it instead.
     """
 
     name: str
@@ -65,6 +70,7 @@ class DataModel:
     sample: Callable[..., torch.Tensor | DataSample]
     params: type[BaseModel] = NoParams
     population_spectrum: Callable[[int, Any], np.ndarray | None] | None = None
+    objective: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)

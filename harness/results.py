@@ -14,13 +14,15 @@ STATES = ("global", "spurious_min", "saddle", "unconverged", "diverged")
 class EndPoint:
     """Where one network stopped, and what its Hessian looks like there.
 
+    ``gamma`` is the realised ratio ``width / n`` (grid values are rounded to
+    whole neurons).
+
     Spectrum fields are NaN when not measured (a diverged model, or a network
     too large for the dense solver, where Lanczos gives only the extremes).
     """
 
     gamma: float
     width: int
-    gamma_actual: float
     seed: int
     state: str
     loss: float

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,12 +46,49 @@ def _grid_values(value: Any) -> list[float]:
     return [float(v) for v in value]
 
 
+_WIDTH_EXPR = re.compile(r"^k\s*(?:([+-])\s*(\d+))?$")
+
+
+def _width_value(expr: int | str, teacher_width: int) -> int:
+    if isinstance(expr, int):
+        return expr
+    match = _WIDTH_EXPR.match(expr.strip())
+    sign, offset = match.group(1), int(match.group(2) or 0)
+    return teacher_width + (-offset if sign == "-" else offset)
+
+
 class Grid(_Strict):
-    """The sample sizes, ``delta = d/n`` and ``gamma = m/n`` to sweep."""
+    """The sample sizes, ``delta = d/n`` and the student widths to sweep.
+
+    Widths are given either as ratios ``gamma = m/n`` or directly as
+    ``width``: integers, or ``k``, ``k+1``, ``k-2``... relative to the
+    teacher's width ``k``.
+    """
 
     n: list[int] = Field(min_length=1)
     delta: list[float] | Range
-    gamma: list[float] | Range
+    gamma: list[float] | Range | None = None
+    width: list[int | str] | None = None
+
+    @field_validator("width")
+    @classmethod
+    def _width_exprs(cls, v: list[int | str] | None) -> list[int | str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("needs at least one width")
+        for item in v:
+            if isinstance(item, str) and not _WIDTH_EXPR.match(item.strip()):
+                raise ValueError(f"{item!r} is not a width: use an integer or k, k+1, k-1, ...")
+            if isinstance(item, int) and item < 1:
+                raise ValueError("every width must be at least 1")
+        return v
+
+    @model_validator(mode="after")
+    def _one_width_axis(self) -> Grid:
+        if (self.gamma is None) == (self.width is None):
+            raise ValueError("give exactly one of gamma (ratios m/n) or width (neuron counts)")
+        return self
 
     @field_validator("n")
     @classmethod
@@ -61,7 +99,9 @@ class Grid(_Strict):
 
     @field_validator("delta", "gamma")
     @classmethod
-    def _positive(cls, v: list[float] | Range) -> list[float] | Range:
+    def _positive(cls, v: list[float] | Range | None) -> list[float] | Range | None:
+        if v is None:
+            return v
         values = _grid_values(v)
         if not values:
             raise ValueError("needs at least one value")
@@ -72,8 +112,14 @@ class Grid(_Strict):
     def deltas(self) -> list[float]:
         return _grid_values(self.delta)
 
-    def gammas(self) -> list[float]:
-        return _grid_values(self.gamma)
+    def widths(self, n: int, teacher_width: int) -> list[int]:
+        """Student widths at sample size ``n``, in grid order (at least one neuron each)."""
+        if self.width is not None:
+            return [max(1, _width_value(w, teacher_width)) for w in self.width]
+        return [max(1, round(g * n)) for g in _grid_values(self.gamma)]
+
+    def size(self) -> int:
+        return len(self.width) if self.width is not None else len(_grid_values(self.gamma))
 
 
 class PluginRef(_Strict):
@@ -98,9 +144,13 @@ class PluginRef(_Strict):
 class Teacher(_Strict):
     """The network that labels the data: same form as the student."""
 
-    gamma: float = Field(0.5, gt=0, description="teacher width m* / n")
+    gamma: float = Field(0.5, gt=0, description="teacher width ratio m* / n")
+    width: int | None = Field(None, ge=1, description="teacher width m*; overrides gamma")
     activation: PluginRef = PluginRef(name="relu")
     noise: float = Field(0.0, ge=0, description="std of Gaussian label noise, after scaling")
+
+    def width_at(self, n: int) -> int:
+        return self.width if self.width is not None else max(1, round(self.gamma * n))
 
 
 class Training(_Strict):

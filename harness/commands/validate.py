@@ -21,6 +21,6 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.overrides)
     check_plugins(spec, Registry())
     tasks = plan(spec)
-    models = len(spec.grid.gammas()) * len(spec.seed_list())
+    models = spec.grid.size() * len(spec.seed_list())
     print(f"{args.spec}: valid; {len(tasks)} batch(es) of {models} model(s) each")
     return 0
