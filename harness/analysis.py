@@ -57,7 +57,7 @@ def _fit(log_gamma: np.ndarray, successes: np.ndarray, runs: np.ndarray) -> tupl
 
     The likelihood depends on the runs only through the success counts at
     each gamma.  With two parameters a vectorised grid search, zoomed in
-    three times, is exact to about 1e-4 of the grid span and cannot stall the
+    four times, is exact to about 1e-4 of the grid span and cannot stall the
     way a gradient method does on separable data.
     """
     lo, hi = float(log_gamma.min()), float(log_gamma.max())
