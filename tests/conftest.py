@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import torch
 
 from harness.registry import Registry
 from harness.spec import Spec, parse_spec
+
+
+# the models in tests are tiny: extra threads only spin
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

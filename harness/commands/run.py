@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+import torch
+
 from harness.registry import Registry
 from harness.runner import run_spec
 from harness.spec import load_spec
@@ -23,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--no-tracking", action="store_true", help="do not mirror the run to MLflow")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the batched models are small, and extra threads "
+                        "mostly spin; raise it for very wide networks)")
     p.add_argument("--results", type=Path, default=DEFAULT_ROOT, help="result store root (default: results/runs)")
     p.set_defaults(func=run)
 
@@ -32,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
     if args.no_tracking:
         overrides.append("tracking.enabled=false")
     spec = load_spec(args.spec, overrides)
+    torch.set_num_threads(max(1, args.threads))
     run_spec(spec, Registry(), executor=args.executor, tracking_uri=args.tracking_uri, results_root=args.results)
     return 0
