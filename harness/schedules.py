@@ -27,9 +27,7 @@ class Schedule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["constant", "step", "exponential", "cosine"] = Field(
-        "constant", description="shape of the schedule"
-    )
+    kind: Literal["constant", "step", "exponential", "cosine"] = Field("constant", description="shape of the schedule")
     every: int = Field(1000, ge=1, description="step, exponential: steps over which the rate is multiplied by decay")
     decay: float = Field(0.5, gt=0.0, le=1.0, description="step, exponential: multiplier per `every` steps")
     floor: float = Field(0.0, ge=0.0, le=1.0, description="cosine: final factor at the end of the budget")
