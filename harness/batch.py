@@ -133,10 +133,10 @@ def run_batch(task: BatchTask, registry: Registry | None = None) -> tuple[BatchR
     )
     trained = optimizer.minimize(objective, theta0.to(device, dtype), opt_params, stopping)
 
-    objective64 = objective.astype(torch.float64)
+    # refine and measure on the float64 data, never on its float32 rounding
     theta = trained.theta.to(torch.float64)
     if spec.refine is not None:
-        theta = _refine(registry, spec, objective64, theta, trained)
+        theta = _refine(registry, spec, base.to(device, torch.float64), theta, trained)
     theta = theta.cpu()
     objective64 = base.to("cpu", torch.float64)
 
