@@ -36,9 +36,11 @@ def test_run_stores_every_batch_and_classifies_every_model(tmp_path, registry):
         # every gamma of a seed sees the same data: identical teacher width and d
         assert all(e.hessian_method == "dense" for e in r.endpoints if e.state != "diverged")
     reloaded = RunStore.at(store.path).load_batches()
-    assert [b.to_json() for b in sorted(reloaded, key=lambda b: b.batch_id)] == [
-        b.to_json() for b in sorted(results, key=lambda b: b.batch_id)
-    ]
+
+    def as_text(batches):  # NaN != NaN, so compare the serialised form
+        return [json.dumps(b.to_json(), sort_keys=True) for b in sorted(batches, key=lambda b: b.batch_id)]
+
+    assert as_text(reloaded) == as_text(results)
 
 
 def test_nan_learning_rate_is_recorded_as_diverged(tmp_path, registry):
@@ -51,7 +53,7 @@ def test_nan_learning_rate_is_recorded_as_diverged(tmp_path, registry):
 
 def test_killed_run_resumes_without_recomputing(tmp_path):
     raw = tiny_spec_dict(grid={"n": [12], "delta": [0.25, 0.5, 1.0, 1.5], "gamma": [0.1, 0.5, 2.0]})
-    raw["training"] = {"max_steps": 1500, "check_every": 25}
+    raw["training"] = {"max_steps": 4000, "check_every": 25}
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(raw))
     results = tmp_path / "results"
