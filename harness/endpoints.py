@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, eigsh
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from harness.spec import Classification
 
@@ -61,24 +61,42 @@ def measure_spectrum(curvature, eig_tol: float, dense_limit: int) -> Spectrum:
             eigenvalues=eig,
         )
 
-    lo, hi = _lanczos_extremes(curvature)
-    return Spectrum(lo, hi, math.nan, math.nan, math.nan, gram_min, "lanczos", None)
+    lo, hi, converged = _lanczos_extremes(curvature)
+    method = "lanczos" if converged else "lanczos-unconverged"
+    return Spectrum(lo, hi, math.nan, math.nan, math.nan, gram_min, method, None)
 
 
-def _lanczos_extremes(curvature) -> tuple[float, float]:
+#: Lanczos settings: a wider Krylov space converges in far fewer restarts on
+#: Hessians whose spectrum clusters at zero; the cap bounds pathological cases
+_LANCZOS_NCV = 40
+_LANCZOS_MAXITER = 3000
+
+
+def _largest(operator: LinearOperator) -> tuple[float, bool]:
+    """Largest eigenvalue, and whether ARPACK converged (else its best estimate)."""
+    ncv = min(_LANCZOS_NCV, operator.shape[0] - 1)
+    try:
+        values = eigsh(operator, k=1, which="LA", tol=1e-10, ncv=ncv, maxiter=_LANCZOS_MAXITER,
+                       return_eigenvectors=False)
+        return float(values[0]), True
+    except ArpackNoConvergence as exc:
+        partial = exc.eigenvalues
+        return (float(partial[0]) if len(partial) else math.nan), False
+
+
+def _lanczos_extremes(curvature) -> tuple[float, float, bool]:
     size = curvature.size
 
     def matvec(v: np.ndarray) -> np.ndarray:
         vt = torch.as_tensor(np.ascontiguousarray(v).reshape(-1), dtype=torch.float64)
         return curvature.matvec(vt).numpy()
 
-    operator = LinearOperator((size, size), matvec=matvec, dtype=np.float64)
-    top = float(eigsh(operator, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])
+    top, top_ok = _largest(LinearOperator((size, size), matvec=matvec, dtype=np.float64))
 
     # the smallest eigenvalue is the largest of (top I - H): far better conditioned for Lanczos
     shifted = LinearOperator((size, size), matvec=lambda v: top * v.reshape(-1) - matvec(v), dtype=np.float64)
-    flipped = float(eigsh(shifted, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])
-    return top - flipped, top
+    flipped, flipped_ok = _largest(shifted)
+    return top - flipped, top, top_ok and flipped_ok
 
 
 def classify(loss: float, grad_norm: float, lambda_min: float, eig_tol_used: float, tol: Classification) -> str:

@@ -90,3 +90,18 @@ def test_near_kink_count(registry):
     objective = _objective(registry, "relu", [1], x, torch.zeros(1, 3, dtype=torch.float64))
     theta = torch.tensor([[1.0, 0.0, 1.0]], dtype=torch.float64)  # w = (1, 0): sample 2 is on the kink
     assert objective.curvature(theta, 0).near_kink_samples(1e-9) == 1
+
+
+def test_lanczos_extremes_match_dense_spectrum(registry):
+    gen = torch.Generator().manual_seed(4)
+    n, d, m = 15, 6, 8
+    x = torch.randn(1, n, d, generator=gen, dtype=torch.float64)
+    y = torch.randn(1, n, generator=gen, dtype=torch.float64)
+    objective = _objective(registry, "tanh", [m], x, y)
+    theta = torch.randn(1, objective.net.num_params, generator=gen, dtype=torch.float64)
+    curvature = objective.curvature(theta, 0)
+    dense = measure_spectrum(curvature, 1e-8, dense_limit=10_000)
+    lanczos = measure_spectrum(curvature, 1e-8, dense_limit=10)
+    assert lanczos.method == "lanczos"
+    assert math.isclose(lanczos.lambda_min, dense.lambda_min, rel_tol=1e-8, abs_tol=1e-10)
+    assert math.isclose(lanczos.lambda_max, dense.lambda_max, rel_tol=1e-8)
