@@ -52,6 +52,23 @@ def _nll_grid(
     return per_gamma.sum(axis=2)
 
 
+def _separating_gap(log_gamma: np.ndarray, successes: np.ndarray, runs: np.ndarray) -> tuple[float, float] | None:
+    """The grid interval holding the transition when failures and successes do not overlap.
+
+    Then every crossing point inside the gap fits equally well: the data
+    locate the transition only to that interval.
+    """
+    failed_all = successes == 0
+    won_all = successes == runs
+    if not np.all(failed_all | won_all):
+        return None
+    last_fail = np.flatnonzero(failed_all)
+    first_win = np.flatnonzero(won_all)
+    if last_fail.size == 0 or first_win.size == 0 or last_fail.max() > first_win.min():
+        return None
+    return float(log_gamma[last_fail.max()]), float(log_gamma[first_win.min()])
+
+
 def _fit(log_gamma: np.ndarray, successes: np.ndarray, runs: np.ndarray) -> tuple[float, float]:
     """Maximum-likelihood ``(mu, scale)`` of ``P(success) = sigmoid((log gamma - mu) / scale)``.
 
@@ -62,6 +79,10 @@ def _fit(log_gamma: np.ndarray, successes: np.ndarray, runs: np.ndarray) -> tupl
     """
     lo, hi = float(log_gamma.min()), float(log_gamma.max())
     span = max(hi - lo, 1e-6)
+    gap = _separating_gap(log_gamma, successes, runs)
+    if gap is not None:
+        # the likelihood is flat across the gap: take its middle, at the steepest slope
+        return 0.5 * (gap[0] + gap[1]), _MIN_SCALE * span
     mu_lo, mu_hi = lo - span, hi + span
     log_s_lo, log_s_hi = math.log(_MIN_SCALE * span), math.log(10 * span)
     for _ in range(4):
@@ -101,8 +122,14 @@ def estimate_transition(
         return Transition(None, None, None, None, "no transition in the grid: the fit crosses 1/2 outside it")
 
     gamma_hat = math.exp(mu)
-    width = math.exp(mu + scale * _WIDTH_FACTOR / 2) - math.exp(mu - scale * _WIDTH_FACTOR / 2)
     ci_low, ci_high, failures = _bootstrap(log_gamma, successes, runs, bootstrap, confidence, seed)
+    gap = _separating_gap(log_gamma, successes, runs)
+    if gap is not None:
+        # a step between two grid points: the grid, not the bootstrap, bounds what is known
+        lo, hi = math.exp(gap[0]), math.exp(gap[1])
+        return Transition(gamma_hat, min(lo, ci_low or lo), max(hi, ci_high or hi), hi - lo,
+                          "ok: a step between two grid points; width is an upper bound", failures)
+    width = math.exp(mu + scale * _WIDTH_FACTOR / 2) - math.exp(mu - scale * _WIDTH_FACTOR / 2)
     return Transition(gamma_hat, ci_low, ci_high, width, "ok", failures)
 
 

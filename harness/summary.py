@@ -21,7 +21,10 @@ def transition_text(result: BatchResult) -> str:
     if t.gamma_hat is None:
         return t.status
     interval = f" [{_num(t.ci_low)}, {_num(t.ci_high)}]" if t.ci_low is not None else " [no interval]"
-    return f"gamma_hat {_num(t.gamma_hat)}{interval}, 10-90% width {_num(t.width)}"
+    text = f"gamma_hat {_num(t.gamma_hat)}{interval}, 10-90% width {_num(t.width)}"
+    if t.status != "ok":
+        text += f" ({t.status.removeprefix('ok: ')})"
+    return text
 
 
 def batch_summary(result: BatchResult) -> str:
