@@ -312,6 +312,7 @@ def test_runner_trains_and_measures_on_the_population_loss():
             "optimizers": [{"name": "gd", "params": {"lr": 0.2}}],
             "teacher": {"gamma": 1.0},
             "training": {"max_steps": 3000, "dtype": "float64", "check_every": 50},
+            "refine": {"optimizer": "newton", "max_steps": 20},
             "classify": {"loss_tol": 1e-6, "grad_tol": 1e-6},
             "analysis": {"bootstrap": 0},
             "tracking": {"enabled": False},
@@ -326,3 +327,4 @@ def test_runner_trains_and_measures_on_the_population_loss():
     for b, e in enumerate(result.endpoints):
         assert len(eigenvalues[str(b)]) == e.width * 3
         assert e.near_kink_samples == 0 and math.isnan(e.gram_lambda_min)
+        assert e.refined and math.isfinite(e.lambda_min)
