@@ -123,7 +123,7 @@ def run_batch(task: BatchTask, registry: Registry | None = None) -> tuple[BatchR
     theta0 = _initial_theta(net, task, models)
 
     if data_plugin.objective is not None:
-        base = data_plugin.objective(net, models, teacher_width, task.d, data_params)
+        base = data_plugin.objective(net, models, teacher_width, task.d, data_params, teacher_act.name)
     else:
         base = Objective(net, x, y)
     objective = base.to(device, dtype)

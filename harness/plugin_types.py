@@ -60,7 +60,8 @@ class DataModel:
     (the predictors need them) and ``None`` otherwise.
 
     A data model whose loss is not an empirical risk (the infinite-sample
-    limit) gives ``objective(net, models, teacher_width, d, params)``,
+    limit) gives ``objective(net, models, teacher_width, d, params,
+    teacher_activation)``,
     returning an object with the interface of
     :class:`harness.network.Objective`; the runner then trains on it instead.
     """

@@ -82,15 +82,11 @@ def _objective(
     teacher_width: int,
     d: int,
     params: PopulationParams,
-    teacher_activation: str | None = None,
+    teacher_activation: str,
 ) -> PopulationObjective:
-    """The population objective of a batch; ``models`` holds (gamma, width, seed) per model.
-
-    The runner passes the student's activation inside ``net``; the teacher's
-    is checked only when the caller passes ``teacher_activation``.
-    """
+    """The population objective of a batch; ``models`` holds (gamma, width, seed) per model."""
     for role, name in (("student", net.activation.name), ("teacher", teacher_activation)):
-        if name not in (None, "relu"):
+        if name != "relu":
             raise HarnessError(
                 f"population: the closed-form loss exists for relu only, but the {role} activation is "
                 f"{name!r}; use relu, or an empirical data model such as gaussian"

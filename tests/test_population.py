@@ -39,7 +39,7 @@ def make_objective(registry, population, widths, d, teacher_width, seeds=None, a
     net = TwoLayerBatch(torch.tensor(widths), d, bind(registry.get("activation", activation)))
     seeds = seeds or [0] * len(widths)
     models = [(m / teacher_width, m, s) for m, s in zip(widths, seeds)]
-    return population.objective(net, models, teacher_width, d, population.params(**params))
+    return population.objective(net, models, teacher_width, d, population.params(**params), "relu")
 
 
 def theta_of(objective, w: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
