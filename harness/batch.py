@@ -30,6 +30,7 @@ from harness.errors import HarnessError
 from harness.kappa import compute_kappa
 from harness.network import Objective, TwoLayerBatch
 from harness.optim_loop import OptimResult, Stopping
+from harness.perturb import perturbed_loss_drop
 from harness.plugin_types import PredictionContext
 from harness.registry import Registry
 from harness.results import BatchResult, EndPoint, PredictionRecord
@@ -141,6 +142,8 @@ def run_batch(task: BatchTask, registry: Registry | None = None) -> tuple[BatchR
     objective64 = base.to("cpu", torch.float64)
 
     endpoints, eigenvalues = _measure(spec, objective64, theta, trained, models, task.n)
+    if spec.perturb_check is not None:
+        _check_by_perturbation(spec, optimizer, opt_params, objective, theta.to(device, dtype), endpoints, task)
     kappa = compute_kappa(activation)
     predictions = _predict(registry, task, data_plugin, data_params, kappa.value)
     transition = estimate_transition(
@@ -233,6 +236,19 @@ def _measure(
             )
         )
     return endpoints, eigenvalues
+
+
+def _check_by_perturbation(spec, optimizer, opt_params, objective, theta, endpoints, task) -> None:
+    """Kick every spurious or stuck end point and retrain; record how far its loss drops."""
+    candidates = [b for b, e in enumerate(endpoints) if e.state in ("spurious_min", "unconverged")]
+    if not candidates:
+        return
+    drops = perturbed_loss_drop(
+        optimizer, opt_params, objective, theta, candidates, spec.perturb_check, ("perturb", task.batch_id)
+    )
+    for b, drop in zip(candidates, drops.tolist()):
+        endpoints[b].perturb_loss_drop = drop
+        endpoints[b].perturb_escaped = drop > spec.perturb_check.min_drop
 
 
 def _predict(registry: Registry, task: BatchTask, data_plugin, data_params, kappa: float) -> dict[str, PredictionRecord]:

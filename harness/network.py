@@ -16,20 +16,29 @@ from harness.hessian import EmpiricalCurvature, PointTerms, hessian, point_terms
 
 
 class TwoLayerBatch:
-    def __init__(self, widths: torch.Tensor, d: int, activation: BoundActivation) -> None:
+    def __init__(
+        self, widths: torch.Tensor, d: int, activation: BoundActivation, pad_to: int | None = None
+    ) -> None:
         self.widths = widths.to(torch.long)
         self.d = d
         self.activation = activation
         self.num_models = int(widths.numel())
-        self.max_width = int(widths.max())
+        self.max_width = max(int(widths.max()), pad_to or 0)
         self.num_params = self.max_width * (d + 1)
         neuron = torch.arange(self.max_width, device=widths.device)
         self.mask = neuron[None, :] < self.widths[:, None]
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> TwoLayerBatch:
-        moved = TwoLayerBatch(self.widths.to(device), self.d, self.activation)
-        moved.mask = moved.mask.to(device)
-        return moved
+        return TwoLayerBatch(self.widths.to(device), self.d, self.activation, self.max_width)
+
+    def select(self, indices: torch.Tensor) -> TwoLayerBatch:
+        """The models at ``indices`` (repeats allowed), with the same padding."""
+        return TwoLayerBatch(self.widths[indices.to(self.widths.device)], self.d, self.activation, self.max_width)
+
+    def param_mask(self) -> torch.Tensor:
+        """``(B, P)``: True on real parameters, False on padding."""
+        w_mask = self.mask[:, :, None].expand(-1, -1, self.d)
+        return torch.cat([w_mask.reshape(self.num_models, -1), self.mask], dim=1)
 
     def split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``W`` of shape ``(B, M, d)`` and ``a`` of shape ``(B, M)``."""
@@ -120,3 +129,8 @@ class Objective:
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> Objective:
         return Objective(self.net.to(device, dtype), self.x.to(device, dtype), self.y.to(device, dtype))
+
+    def select(self, indices: torch.Tensor) -> Objective:
+        """The objective of the models at ``indices`` (repeats allowed)."""
+        idx = indices.to(self.x.device)
+        return Objective(self.net.select(idx), self.x[idx], self.y[idx])

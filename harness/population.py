@@ -363,6 +363,17 @@ class PopulationObjective:
         w, a = self.net.split(theta)
         return self.net.join(w, torch.ones_like(a))
 
+    def select(self, indices: torch.Tensor) -> PopulationObjective:
+        """The objective of the models at ``indices`` (repeats allowed)."""
+        idx = indices.to(self.teacher.device)
+        return PopulationObjective(
+            self.net.select(idx),
+            self.teacher[idx],
+            self.student_scale[idx],
+            self.teacher_scale,
+            self.fixed_output_weights,
+        )
+
     def to(self, device: torch.device | str, dtype: torch.dtype) -> PopulationObjective:
         if dtype != torch.float64:
             log.warning(

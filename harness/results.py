@@ -41,6 +41,8 @@ class EndPoint:
     near_kink_samples: int
     hessian_method: str
     refined: bool
+    perturb_loss_drop: float = math.nan
+    perturb_escaped: bool | None = None
 
 
 @dataclass

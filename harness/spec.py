@@ -167,6 +167,15 @@ class Refinement(_Strict):
     max_steps: int = Field(50, ge=1)
 
 
+class PerturbCheck(_Strict):
+    """Retrain spurious and stuck end points from small random kicks; a loss drop refutes a minimum."""
+
+    trials: int = Field(4, ge=1, description="random kicks per end point")
+    scale: float = Field(1e-3, gt=0, description="standard deviation of each kick, per parameter")
+    steps: int = Field(500, ge=1, description="training steps after each kick, same optimizer")
+    min_drop: float = Field(1e-3, gt=0, description="relative loss drop that counts as an escape")
+
+
 class Classification(_Strict):
     loss_tol: float = Field(1e-6, gt=0, description="loss at or below this is a global minimum")
     grad_tol: float = Field(1e-5, gt=0, description="gradient norm at or below this is critical")
@@ -202,6 +211,7 @@ class Spec(_Strict):
     teacher: Teacher = Teacher()
     training: Training = Training()
     refine: Refinement | None = None
+    perturb_check: PerturbCheck | None = None
     classify: Classification = Classification()
     spectrum: SpectrumSettings = SpectrumSettings()
     analysis: Analysis = Analysis()

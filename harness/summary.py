@@ -54,6 +54,13 @@ def batch_summary(result: BatchResult) -> str:
             f"  WARNING: {unconverged:.0%} of runs spent their budget without converging; "
             "their final loss measures training speed, not the landscape"
         )
+    spurious = [e for e in result.endpoints if e.state == "spurious_min" and e.perturb_escaped is not None]
+    if spurious:
+        escaped = [e for e in spurious if e.perturb_escaped]
+        lines.append(
+            f"  perturb-and-retrain: {len(escaped)} of {len(spurious)} spurious minima lowered their loss "
+            "after a small kick (not local minima)"
+        )
     kinked = sum(e.near_kink_samples > 0 for e in result.endpoints)
     if kinked:
         lines.append(f"  note: {kinked} end point(s) have samples on a kink (one-sided Hessian there)")

@@ -113,3 +113,13 @@ def test_missing_tracking_server_fails_fast_before_training(tmp_path, registry):
         run_spec(spec, registry, tracking_uri="http://127.0.0.1:9", results_root=tmp_path)
     assert time.time() - started < 30
     assert not list(tmp_path.glob("*/batches/*.json"))
+
+
+def test_perturb_check_records_a_drop_for_spurious_and_stuck_points(tmp_path, registry):
+    raw = tiny_spec_dict(perturb_check={"trials": 2, "scale": 1e-2, "steps": 50})
+    _, results = run_spec(parse_spec(raw), registry, results_root=tmp_path)
+    endpoints = [e for r in results for e in r.endpoints]
+    checked = [e for e in endpoints if e.state in ("spurious_min", "unconverged")]
+    assert checked, "the tiny spec must leave some points to check"
+    assert all(math.isfinite(e.perturb_loss_drop) and e.perturb_escaped is not None for e in checked)
+    assert all(e.perturb_escaped is None for e in endpoints if e.state == "global")
