@@ -72,9 +72,10 @@ def run_spec(
     hook.harness_run_started(event=RunStarted(info))
 
     results: dict[str, BatchResult] = {}
+    planned = {t.batch_id for t in tasks}
     finished = 0
     for previous in store.load_batches():
-        if previous.batch_id in {t.batch_id for t in tasks}:
+        if previous.batch_id in planned:
             finished += 1
             results[previous.batch_id] = previous
             hook.harness_batch_finished(event=BatchFinished(info, previous, fresh=False, done=finished))
