@@ -136,12 +136,13 @@ def run_batch(task: BatchTask, registry: Registry | None = None) -> tuple[BatchR
 
     # refine and measure on the float64 data, never on its float32 rounding
     theta = trained.theta.to(torch.float64)
+    refined = torch.zeros(len(models), dtype=torch.bool)
     if spec.refine is not None:
-        theta = _refine(registry, spec, base.to(device, torch.float64), theta, trained)
+        theta, refined = _refine(registry, spec, base.to(device, torch.float64), theta, trained)
     theta = theta.cpu()
     objective64 = base.to("cpu", torch.float64)
 
-    endpoints, eigenvalues = _measure(spec, objective64, theta, trained, models, task.n)
+    endpoints, eigenvalues = _measure(spec, objective64, theta, trained, refined.cpu(), models, task.n)
     if spec.perturb_check is not None:
         _check_by_perturbation(spec, optimizer, opt_params, objective, theta.to(device, dtype), endpoints, task)
     kappa = compute_kappa(activation)
@@ -172,15 +173,21 @@ def run_batch(task: BatchTask, registry: Registry | None = None) -> tuple[BatchR
     return result, eigenvalues
 
 
-def _refine(registry: Registry, spec: Spec, objective64: Objective, theta: torch.Tensor, trained: OptimResult) -> torch.Tensor:
-    """Polish finite end points to a critical point in float64; diverged ones stay as they are."""
+def _refine(
+    registry: Registry, spec: Spec, objective64: Objective, theta: torch.Tensor, trained: OptimResult
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Polish finite end points to a critical point in float64; diverged ones stay as they are.
+
+    Returns the new parameters and, per model, whether the refiner reached its gradient tolerance.
+    """
     refiner = registry.get("optimizer", spec.refine.optimizer.name)
     params = refiner.params.model_validate(spec.refine.optimizer.params)
     finite = torch.isfinite(theta).all(dim=1) & ~trained.diverged.to(theta.device)
     start = torch.where(finite[:, None], theta, torch.zeros_like(theta))
     stopping = Stopping(spec.refine.max_steps, 0.0, REFINE_GRAD_TOL, 1)
     refined = refiner.minimize(objective64, start, params, stopping)
-    return torch.where(finite[:, None], refined.theta, theta)
+    reached = finite & refined.met_tolerance.to(finite.device) & ~refined.diverged.to(finite.device)
+    return torch.where(finite[:, None], refined.theta, theta), reached
 
 
 def _measure(
@@ -188,12 +195,14 @@ def _measure(
     objective: Objective,
     theta: torch.Tensor,
     trained: OptimResult,
+    refined: torch.Tensor,
     models: list[tuple[float, int, int]],
     n: int,
 ) -> tuple[list[EndPoint], dict[str, np.ndarray]]:
     tol = spec.classify
     loss, grad = objective.loss_and_grad(theta)
     grad_norm = grad.norm(dim=1)
+    initial_loss = trained.trace_loss[0].cpu().double().tolist()
     rel_decrease = relative_loss_decrease(trained.trace_steps, trained.trace_loss.cpu().double(), trained.steps.cpu())
 
     endpoints, eigenvalues = [], {}
@@ -216,7 +225,7 @@ def _measure(
                 gamma=gamma,
                 width=width,
                 seed=seed,
-                state=classify(float(loss[b]), g, spectrum.lambda_min, eig_tol, tol),
+                state=classify(float(loss[b]), g, spectrum.lambda_min, eig_tol, tol, initial_loss[b]),
                 loss=float(loss[b]),
                 grad_norm=g,
                 steps=int(trained.steps[b]),
@@ -232,7 +241,7 @@ def _measure(
                 eig_tol_used=eig_tol,
                 near_kink_samples=kinks,
                 hessian_method=spectrum.method,
-                refined=spec.refine is not None,
+                refined=bool(refined[b]),
             )
         )
     return endpoints, eigenvalues

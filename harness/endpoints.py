@@ -99,8 +99,18 @@ def _lanczos_extremes(curvature) -> tuple[float, float, bool]:
     return top - flipped, top, top_ok and flipped_ok
 
 
-def classify(loss: float, grad_norm: float, lambda_min: float, eig_tol_used: float, tol: Classification) -> str:
+def classify(
+    loss: float,
+    grad_norm: float,
+    lambda_min: float,
+    eig_tol_used: float,
+    tol: Classification,
+    initial_loss: float = math.inf,
+) -> str:
+    """The end-state class; a loss that grew by ``divergence_factor`` counts as blown up."""
     if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        return "diverged"
+    if loss > tol.divergence_factor * initial_loss:
         return "diverged"
     if loss <= tol.loss_tol:
         return "global"

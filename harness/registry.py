@@ -11,6 +11,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.errors import HarnessError
+from harness.plugin_types import Activation, DataModel, Executor, Optimizer, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,15 @@ FAMILIES = {
     "optimizer": "harness_optimizers",
     "predictor": "harness_predictors",
     "executor": "harness_executors",
+}
+
+
+FAMILY_TYPES = {
+    "activation": Activation,
+    "data_model": DataModel,
+    "optimizer": Optimizer,
+    "predictor": Predictor,
+    "executor": Executor,
 }
 
 
@@ -60,9 +70,10 @@ def _load_entry_points(pm: HarnessPluginManager) -> None:
     for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
         dist = ep.dist.name if ep.dist else "(unknown distribution)"
         if pm.get_plugin(ep.name) is not None:
+            other = pm.distributions.get(ep.name, "another package")
             raise HarnessError(
-                f"two installed packages register the plugin {ep.name!r} "
-                f"(one is {dist}); uninstall one of them"
+                f"two installed packages register the plugin {ep.name!r}: {other} and {dist}; "
+                "uninstall one of them"
             )
         try:
             plugin = ep.load()
@@ -71,9 +82,15 @@ def _load_entry_points(pm: HarnessPluginManager) -> None:
                 f"plugin entry point {ep.name!r} from {dist} failed to load: {exc}; "
                 f"fix or uninstall that package"
             ) from exc
-        pm.register(plugin, name=ep.name)
+        try:
+            pm.register(plugin, name=ep.name)
+        except pluggy.PluginValidationError as exc:
+            raise HarnessError(f"plugin {ep.name!r} from {dist} is malformed: {exc}; fix or uninstall it") from exc
         pm.distributions[ep.name] = dist
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise HarnessError(f"{exc}: a plugin implements a hook that does not exist (misspelt?)") from exc
 
 
 class Registry:
@@ -88,9 +105,21 @@ class Registry:
     def _collect(self, family: str, hook_name: str) -> dict[str, tuple[Any, str]]:
         members: dict[str, tuple[Any, str]] = {}
         hook = getattr(self.pm.hook, hook_name)
+        kind = FAMILY_TYPES[family]
         for impl in hook.get_hookimpls():
             distribution = self.pm.distributions.get(impl.plugin_name, "(registered by hand)")
-            for obj in impl.function() or []:
+            try:
+                provided = list(impl.function() or [])
+            except Exception as exc:
+                raise HarnessError(
+                    f"plugin {impl.plugin_name!r} ({distribution}) failed in {hook_name}: {exc!r}; fix or uninstall it"
+                ) from exc
+            for obj in provided:
+                if not isinstance(obj, kind):
+                    raise HarnessError(
+                        f"plugin {impl.plugin_name!r} ({distribution}) returned {obj!r} from {hook_name}; "
+                        f"it must return {kind.__name__} objects"
+                    )
                 if obj.name in members:
                     other = members[obj.name][1]
                     raise HarnessError(

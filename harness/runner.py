@@ -13,7 +13,7 @@ from harness.errors import HarnessError
 from harness.events import BatchFinished, RunFinished, RunInfo, RunStarted
 from harness.registry import Registry
 from harness.results import BatchResult
-from harness.spec import Spec
+from harness.spec import Spec, SpecError
 from harness.store import DEFAULT_ROOT, RunStore
 
 log = logging.getLogger(__name__)
@@ -21,25 +21,25 @@ log = logging.getLogger(__name__)
 
 def check_plugins(spec: Spec, registry: Registry) -> None:
     """Fail before any training if a plugin name or its parameters are wrong."""
-    refs = [("activation", r) for r in spec.activations]
-    refs += [("data_model", r) for r in spec.data_models]
-    refs += [("optimizer", r) for r in spec.optimizers]
-    refs.append(("activation", spec.teacher.activation))
+    refs = [(f"activations.{i}", "activation", r) for i, r in enumerate(spec.activations)]
+    refs += [(f"data_models.{i}", "data_model", r) for i, r in enumerate(spec.data_models)]
+    refs += [(f"optimizers.{i}", "optimizer", r) for i, r in enumerate(spec.optimizers)]
+    refs.append(("teacher.activation", "activation", spec.teacher.activation))
     if spec.refine is not None:
-        refs.append(("optimizer", spec.refine.optimizer))
-    for family, ref in refs:
-        plugin = registry.get(family, ref.name)
-        _validate_params(family, plugin, ref.params)
-
-
-def _validate_params(family: str, plugin, params: dict) -> None:
-    try:
-        plugin.params.model_validate(params)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(params)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise HarnessError(f"{family} {plugin.name!r} params: {problems}") from exc
+        refs.append(("refine.optimizer", "optimizer", spec.refine.optimizer))
+    problems = []
+    for where, family, ref in refs:
+        try:
+            plugin = registry.get(family, ref.name)
+            plugin.params.model_validate(ref.params)
+        except HarnessError as exc:
+            problems.append(f"  {where}: {exc}")
+        except ValidationError as exc:
+            for e in exc.errors():
+                field = ".".join(str(p) for p in e["loc"])
+                problems.append(f"  {where}.params{'.' + field if field else ''}: {e['msg']}")
+    if problems:
+        raise SpecError("\n".join([f"{len(problems)} problem(s) with the spec's plugins:", *problems]))
 
 
 def run_spec(
@@ -57,8 +57,8 @@ def run_spec(
 
     store = RunStore.open(spec, results_root)
     tasks = plan(spec)
-    done = store.done_ids()
-    pending = [t for t in tasks if t.batch_id not in done]
+    stored = {r.batch_id: r for r in store.load_batches()}  # unreadable records are recomputed
+    pending = [t for t in tasks if t.batch_id not in stored]
     info = RunInfo(
         spec=spec,
         run_id=store.run_id,
@@ -72,12 +72,12 @@ def run_spec(
     hook.harness_run_started(event=RunStarted(info))
 
     results: dict[str, BatchResult] = {}
-    planned = {t.batch_id for t in tasks}
     finished = 0
-    for previous in store.load_batches():
-        if previous.batch_id in planned:
+    for task in tasks:
+        previous = stored.get(task.batch_id)
+        if previous is not None:
             finished += 1
-            results[previous.batch_id] = previous
+            results[task.batch_id] = previous
             hook.harness_batch_finished(event=BatchFinished(info, previous, fresh=False, done=finished))
 
     for task, (result, eigenvalues) in execute(pending, run_batch):

@@ -113,10 +113,22 @@ class Grid(_Strict):
         return _grid_values(self.delta)
 
     def widths(self, n: int, teacher_width: int) -> list[int]:
-        """Student widths at sample size ``n``, in grid order (at least one neuron each)."""
+        """Distinct student widths at sample size ``n``, in grid order.
+
+        Ratios are rounded to whole neurons (at least one); two grid values
+        that round to the same width would train the same model twice and
+        count it as two independent runs, so each width appears once.
+        """
         if self.width is not None:
-            return [max(1, _width_value(w, teacher_width)) for w in self.width]
-        return [max(1, round(g * n)) for g in _grid_values(self.gamma)]
+            widths = [_width_value(w, teacher_width) for w in self.width]
+            if min(widths) < 1:
+                raise HarnessError(
+                    f"grid.width {self.width} gives {min(widths)} neurons with teacher width {teacher_width}; "
+                    "every width must be at least 1"
+                )
+        else:
+            widths = [max(1, round(g * n)) for g in _grid_values(self.gamma)]
+        return list(dict.fromkeys(widths))
 
     def size(self) -> int:
         return len(self.width) if self.width is not None else len(_grid_values(self.gamma))
@@ -156,7 +168,7 @@ class Teacher(_Strict):
 class Training(_Strict):
     max_steps: int = Field(5000, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
-    device: str = "cpu"
+    device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:\d+)?)$", description="cpu, cuda, cuda:N or auto")
     check_every: int = Field(50, ge=1, description="steps between convergence checks")
 
 
@@ -184,6 +196,9 @@ class Classification(_Strict):
         10.0, ge=0, description="eigenvalue tolerance grows to this times the gradient norm"
     )
     kink_tol: float = Field(1e-6, gt=0, description="|w.x - kink| below this counts as on a kink")
+    divergence_factor: float = Field(
+        1e6, gt=1, description="a final loss above this multiple of the initial loss counts as diverged"
+    )
 
 
 class SpectrumSettings(_Strict):
@@ -226,6 +241,19 @@ class Spec(_Strict):
             raise ValueError("needs at least one seed")
         return v
 
+    @model_validator(mode="after")
+    def _no_repeats(self) -> Spec:
+        seeds = self.seed_list()
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds repeat: a repeated seed trains the same model twice")
+        for field in ("activations", "data_models", "optimizers"):
+            labels = [ref.label for ref in getattr(self, field)]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"{field} lists the same plugin with the same params twice")
+        if self.teacher.width is not None and "gamma" in self.teacher.model_fields_set:
+            raise ValueError("teacher: give gamma or width, not both")
+        return self
+
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
@@ -257,7 +285,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise HarnessError(f"--set {item!r}: {part!r} is not a section of the spec")
             node = child
-        node[parts[-1]] = yaml.safe_load(text)
+        try:
+            node[parts[-1]] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise HarnessError(f"--set {item!r}: the value is not valid YAML ({getattr(exc, 'problem', exc)})") from exc
     return raw
 
 

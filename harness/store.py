@@ -80,9 +80,6 @@ class RunStore:
         meta = self.meta() | values
         _atomic_write(self.path / "meta.json", json.dumps(meta, indent=2).encode())
 
-    def done_ids(self) -> set[str]:
-        return {p.stem for p in self.batches_dir.glob("*.json")}
-
     def write_batch(self, result: BatchResult, eigenvalues: dict[str, np.ndarray]) -> None:
         """Eigenvalues first, then the JSON record whose presence marks the batch done."""
         if eigenvalues:

@@ -41,7 +41,14 @@ class MlflowTracker:
         self.info = info
         self.uri = info.tracking_uri or mlflow.get_tracking_uri()
         _check_reachable(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:
+            raise HarnessError(
+                f"MLflow cannot use the tracking URI {self.uri!r}: {str(exc).splitlines()[0]}; "
+                "use e.g. sqlite:///mlflow.db or http://host:port, or --no-tracking"
+            ) from exc
         self.experiment_id = self._experiment(info.spec.tracking.experiment or info.spec.name)
         self.parent_id = self._parent_run()
         self.logged = self._logged_batches()

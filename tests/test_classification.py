@@ -105,3 +105,8 @@ def test_lanczos_extremes_match_dense_spectrum(registry):
     assert lanczos.method == "lanczos"
     assert math.isclose(lanczos.lambda_min, dense.lambda_min, rel_tol=1e-8, abs_tol=1e-10)
     assert math.isclose(lanczos.lambda_max, dense.lambda_max, rel_tol=1e-8)
+
+
+def test_a_loss_that_exploded_is_diverged_even_if_finite():
+    assert classify(4.6e36, 5.8e27, math.nan, 1.0, TOL, initial_loss=0.5) == "diverged"
+    assert classify(0.4, 1e-2, 0.0, 1e-6, TOL, initial_loss=0.5) == "unconverged"

@@ -122,3 +122,14 @@ def test_perturb_check_records_a_drop_for_spurious_and_stuck_points(tmp_path, re
     assert checked, "the tiny spec must leave some points to check"
     assert all(math.isfinite(e.perturb_loss_drop) and e.perturb_escaped is not None for e in checked)
     assert all(e.perturb_escaped is None for e in endpoints if e.state == "global")
+
+
+def test_a_corrupted_batch_record_is_recomputed(tmp_path, registry):
+    spec = parse_spec(tiny_spec_dict())
+    store, _ = run_spec(spec, registry, results_root=tmp_path)
+    record = sorted(store.batches_dir.glob("*.json"))[0]
+    record.write_text(record.read_text()[:200])
+
+    _, results = run_spec(spec, registry, results_root=tmp_path)
+    assert len(results) == 2
+    assert json.loads(record.read_text())["batch_id"] == record.stem

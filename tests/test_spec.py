@@ -65,13 +65,35 @@ def test_validate_cli_exits_2_with_one_readable_block(tmp_path):
     assert "name:" in out.stderr and "seeds:" in out.stderr and "grid:" in out.stderr
 
 
-def test_validate_cli_unknown_plugin(tmp_path):
+def test_validate_cli_lists_every_plugin_problem(tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text("name: s\ngrid: {n: [10], delta: [0.5], gamma: [1]}\nactivations: [relux]\n")
+    spec.write_text(
+        "name: s\ngrid: {n: [10], delta: [0.5], gamma: [1]}\n"
+        "activations: [relux, {name: leaky_relu, params: {slope: -1}}]\n"
+        "optimizers: [{name: gd, params: {lrr: 0.1}}]\n"
+    )
     out = subprocess.run([HARNESS, "validate", str(spec)], capture_output=True, text=True)
-    assert out.returncode == 1
-    assert "unknown activation 'relux'; available:" in out.stderr
-    assert "relu" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "activations.0: unknown activation 'relux'; available:" in out.stderr
+    assert "activations.1.params.slope" in out.stderr and "optimizers.0.params.lrr" in out.stderr
+
+
+def test_repeated_seeds_and_plugins_are_rejected():
+    with pytest.raises(SpecError, match="seeds repeat"):
+        parse_spec(tiny_spec_dict(seeds=[1, 1]))
+    with pytest.raises(SpecError, match="same plugin"):
+        parse_spec(tiny_spec_dict(optimizers=["gd", "gd"]))
+
+
+def test_gammas_rounding_to_one_width_train_it_once():
+    spec = parse_spec(tiny_spec_dict(grid={"n": [16], "delta": [0.5], "gamma": [0.01, 0.03, 0.5, 0.5]}))
+    assert spec.grid.widths(16, teacher_width=8) == [1, 8]
+
+
+def test_bad_override_value_is_one_line():
+    with pytest.raises(HarnessError, match="not valid YAML"):
+        apply_overrides({}, ["grid.delta=[0.5"])
 
 
 def test_broken_yaml_is_one_line(tmp_path):
