@@ -17,11 +17,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     registry = Registry()
-    names = args.activations or registry.names("activation")
+    plugins = [registry.get("activation", name) for name in args.activations or registry.names("activation")]
     print(f"{'activation':<12} {'quadrature':>14} {'adaptive':>14} {'closed form':>14}  check")
     disagree = 0
-    for name in names:
-        k = compute_kappa(bind(registry.get("activation", name)))
+    for plugin in plugins:
+        name = plugin.name
+        k = compute_kappa(bind(plugin))
         closed = f"{k.closed_form:14.10f}" if k.closed_form is not None else f"{'-':>14}"
         check = "agree" if k.agree else f"DISAGREE by {abs(k.quadrature - k.adaptive):.2e} (> {AGREEMENT_TOL:g})"
         disagree += not k.agree

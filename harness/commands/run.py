@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from harness.errors import HarnessError
 from harness.registry import Registry
 from harness.runner import run_spec
 from harness.spec import load_spec
@@ -36,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.no_tracking:
         overrides.append("tracking.enabled=false")
+    if args.threads < 1:
+        raise HarnessError(f"--threads {args.threads}: give at least 1")
     spec = load_spec(args.spec, overrides)
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     run_spec(spec, Registry(), executor=args.executor, tracking_uri=args.tracking_uri, results_root=args.results)
     return 0
