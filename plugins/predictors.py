@@ -104,9 +104,13 @@ def _divergence(nu: LimitingSpectrum) -> str:
 
 
 def _spectral_prediction(
-    ctx: PredictionContext, bracket: Callable[[LimitingSpectrum], float], formula: str
+    ctx: PredictionContext, solve: Callable[[LimitingSpectrum], Prediction], divergent: str
 ) -> Prediction:
-    """``[bracket(nu)]^-1``, with the divergent case reported as the literal 0."""
+    """Shared checks of the three C4 formulas; ``solve`` runs only when ``nu`` has no mass at 0.
+
+    Where ``s_nu(0-)`` diverges every C4 formula gives the literal 0, said
+    with ``divergent`` as the reason.
+    """
     bad = _bad_delta(ctx)
     if bad is not None:
         return bad
@@ -116,11 +120,13 @@ def _spectral_prediction(
 
     note = _relu_note(ctx)
     if nu.zero_is_singular:
-        return Prediction(
-            0.0,
-            _join(f"{_divergence(nu)}: {formula} is infinite, so gamma* = 0 (no width constraint)", note),
-        )
-    return Prediction(1.0 / bracket(nu), note)
+        return Prediction(0.0, _join(f"{_divergence(nu)}: {divergent}, so gamma* = 0", note))
+    found = solve(nu)
+    return Prediction(found.value, _join(found.reason, note))
+
+
+def _inverse_bracket(bracket: Callable[[LimitingSpectrum], float]) -> Callable[[LimitingSpectrum], Prediction]:
+    return lambda nu: Prediction(1.0 / bracket(nu))
 
 
 # -- the paper's formulas ----------------------------------------------------------------
@@ -154,7 +160,9 @@ def predict_spectral_eq11(ctx: PredictionContext) -> Prediction:
         s_left = float(nu.stieltjes_left(0.0)[0][0])
         return 0.5 * s_left + 0.75 * nu.moment(-1)
 
-    return _spectral_prediction(ctx, bracket, "the bracket of Eq. (11)")
+    return _spectral_prediction(
+        ctx, _inverse_bracket(bracket), "the bracket of Eq. (11) is infinite (no width constraint)"
+    )
 
 
 def predict_spectral_sec51(ctx: PredictionContext) -> Prediction:
@@ -164,7 +172,9 @@ def predict_spectral_sec51(ctx: PredictionContext) -> Prediction:
         s_left = float(nu.stieltjes_left(0.0)[0][0])
         return 0.5 * s_left + 0.25 * nu.moment(-2) * nu.moment(1)
 
-    return _spectral_prediction(ctx, bracket, "the bracket of Sec. 5.1")
+    return _spectral_prediction(
+        ctx, _inverse_bracket(bracket), "the bracket of Sec. 5.1 is infinite (no width constraint)"
+    )
 
 
 def gated_spectral_function(nu: LimitingSpectrum, gamma: float, z: float = 0.0) -> float:
@@ -188,20 +198,10 @@ def predict_gated_root(ctx: PredictionContext) -> Prediction:
     infimum is the one root of ``Gamma(., 0-)``; it is bracketed by doubling
     and solved with Brent's method rather than read off a closed form.
     """
-    bad = _bad_delta(ctx)
-    if bad is not None:
-        return bad
-    nu, problem = _limiting_spectrum(ctx)
-    if nu is None:
-        return Prediction(None, problem)
+    return _spectral_prediction(ctx, _gated_root, "Gamma(gamma, 0-) = +inf for every gamma > 0")
 
-    note = _relu_note(ctx)
-    if nu.zero_is_singular:
-        return Prediction(
-            0.0,
-            _join(f"{_divergence(nu)}: Gamma(gamma, 0-) = +inf for every gamma > 0, so gamma* = 0", note),
-        )
 
+def _gated_root(nu: LimitingSpectrum) -> Prediction:
     def gamma_at_zero(gamma: float) -> float:
         return gated_spectral_function(nu, gamma)
 
@@ -213,7 +213,7 @@ def predict_gated_root(ctx: PredictionContext) -> Prediction:
     else:
         return Prediction(None, f"Gamma(gamma, 0-) stays <= 0 up to gamma = {upper:.3g}: no finite gamma*")
     root = optimize.brentq(gamma_at_zero, 0.0, upper, xtol=_ROOT_XTOL, rtol=4 * np.finfo(float).eps)
-    return Prediction(float(root), note)
+    return Prediction(float(root))
 
 
 def _anisotropic_inputs(ctx: PredictionContext) -> tuple[float | None, Prediction | None]:
